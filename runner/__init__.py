@@ -1,0 +1,4 @@
+"""rayeval.runner (installed from the top-level `runner/` folder)."""
+
+if __name__ != "rayeval.runner":  # imported as a generic top-level module from a checkout
+    raise ImportError("import rayeval.runner, not runner: this folder installs only as part of rayeval")
