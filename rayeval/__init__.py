@@ -11,3 +11,7 @@ from pkgutil import extend_path
 __path__ = extend_path(__path__, __name__)
 
 __version__ = "0.1.0"
+
+from rayeval.runner import EvalConfig, EvalResult, aevaluate, evaluate  # noqa: E402
+
+__all__ = ["EvalConfig", "EvalResult", "aevaluate", "evaluate", "__version__"]

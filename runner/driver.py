@@ -1,0 +1,304 @@
+"""The driver: fans rollouts out over env servers and accounts for every one of them.
+
+Shape of a run: validate the environment locally (a bad path fails in a second, before Ray
+starts), start the model simulator or probe the endpoint, start K env-server actors, then
+dispatch every (example_id, rollout_idx) to the server with the fewest outstanding requests.
+Each request ends as a row in results.jsonl: a result, or an explicit error record. The
+ledger sent = succeeded + errored is checked at the end; `lost` is what would be left over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from rayeval.envs import Environment, load_environment
+from rayeval.transport import Client, RemoteError, RequestTimeout, TransportError
+
+from .config import EvalConfig
+from .env_server import EnvServerHandle
+from .errors import ConfigError
+from .preflight import probe_endpoint
+from .results import Counts, ResultRow, ResultWriter, default_run_dir, write_metadata
+from .stats import RunningStats
+
+log = logging.getLogger(__name__)
+
+SERVER_START_TIMEOUT = 180.0
+# Slack on top of the model-call budget before the driver gives a request up: covers queueing
+# inside the env server and scoring. Every wait has a deadline; none is hours long.
+REQUEST_SLACK_S = 60.0
+
+ProgressHook = Callable[[int, int], None]
+"""Called as (done, total) after every row; the CLI and notebooks draw their bars from it."""
+
+
+@dataclass
+class RunOutcome:
+    """What `run_eval` hands back; the public `EvalResult` is built from it."""
+
+    run_dir: Path
+    metadata: dict[str, Any]
+
+
+def resolve_local_paths(env_args: dict[str, Any]) -> dict[str, Any]:
+    """Make relative `*_path`/`*_dir`/`*_file` args absolute: actors do not share our cwd."""
+    resolved = dict(env_args)
+    for key, value in env_args.items():
+        if isinstance(value, str) and key.endswith(("path", "dir", "file")) and value:
+            candidate = Path(value).expanduser()
+            if not candidate.is_absolute() and candidate.exists():
+                resolved[key] = str(candidate.resolve())
+    return resolved
+
+
+def rollout_deadline(config: EvalConfig) -> float:
+    """The longest one request may take, derived from the model-call budget."""
+    return config.request_timeout * (config.max_retries + 1) + REQUEST_SLACK_S
+
+
+class _Dispatch:
+    """The per-run state of the fan-out: clients, ledger, statistics, output."""
+
+    def __init__(
+        self,
+        config: EvalConfig,
+        env: Environment,
+        clients: list[Client],
+        writer: ResultWriter,
+        model_record: dict[str, Any],
+        progress: ProgressHook | None,
+    ):
+        self.config = config
+        self.env = env
+        self.clients = clients
+        self.writer = writer
+        self.model_record = model_record
+        self.progress = progress
+        self.counts = Counts()
+        self.stats = RunningStats()
+        self.first_result: float | None = None
+        self.last_result: float | None = None
+        self.total = 0
+        self.deadline = rollout_deadline(config)
+
+    def _pick_server(self) -> int:
+        return min(range(len(self.clients)), key=lambda i: self.clients[i].outstanding)
+
+    async def run(self, num_examples: int) -> None:
+        r = self.config.rollouts_per_example
+        self.total = num_examples * r
+        limit = self.config.max_concurrent
+        slots = asyncio.Semaphore(limit) if limit > 0 else None
+        tasks: set[asyncio.Task[None]] = set()
+        for example_id in range(num_examples):
+            for rollout_idx in range(r):
+                if slots is not None:
+                    await slots.acquire()
+                self.counts.sent += 1
+                task = asyncio.create_task(self._one(example_id, rollout_idx, slots))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        while tasks:
+            await asyncio.gather(*list(tasks))
+
+    async def _one(self, example_id: int, rollout_idx: int, slots: asyncio.Semaphore | None) -> None:
+        server = self._pick_server()
+        body = {
+            "example_id": example_id,
+            "rollout_idx": rollout_idx,
+            "model": self.model_record,
+            "sampling_args": self.config.sampling_args,
+        }
+        try:
+            reply = await self.clients[server].request(body, timeout=self.deadline)
+        except RemoteError as exc:
+            reply = _error("server_error:" + exc.kind, exc.message, exc.retryable)
+        except RequestTimeout:
+            reply = _error("request_timeout", f"no reply within {self.deadline:.0f}s", True)
+        except TransportError as exc:
+            reply = _error("transport", str(exc), True)
+        finally:
+            if slots is not None:
+                slots.release()
+        self._record(example_id, rollout_idx, server, reply)
+
+    def _record(self, example_id: int, rollout_idx: int, server: int, reply: dict[str, Any]) -> None:
+        error = reply.get("error")
+        reward = reply.get("reward")
+        row = ResultRow(
+            example_id=example_id,
+            rollout_idx=rollout_idx,
+            answer=reply.get("answer", self.env.row(example_id).answer),
+            completion=reply.get("completion"),
+            reward=None if error else reward,
+            metrics=reply.get("metrics") or {},
+            error=error,
+            timing=reply.get("timing") or {},
+            usage=reply.get("usage"),
+            server=server,
+        )
+        self.writer.write(row)
+        if error:
+            self.counts.errored += 1
+            self.stats.add(example_id, None, None)
+        else:
+            self.counts.succeeded += 1
+            self.stats.add(example_id, float(reward), float(reward) >= 1.0)
+        now = time.time()
+        self.first_result = self.first_result or now
+        self.last_result = now
+        if self.progress is not None:
+            self.progress(self.counts.succeeded + self.counts.errored, self.total)
+
+
+def _error(kind: str, message: str, retryable: bool) -> dict[str, Any]:
+    return {"error": {"kind": kind, "message": message, "retryable": retryable}}
+
+
+async def run_eval(config: EvalConfig, progress: ProgressHook | None = None) -> RunOutcome:
+    """Run one eval end to end; raises RayevalError subclasses for user-facing failures."""
+    started = time.time()
+    env_args = resolve_local_paths(config.env_args)
+    # Load in the driver first: bad env args or a missing dataset fail here, before Ray starts.
+    env = await asyncio.to_thread(load_environment, config.env_id, env_args)
+    available = len(env)
+    num_examples = available if config.num_examples == -1 else config.num_examples
+    if num_examples > available:
+        raise ConfigError(
+            f"-n {num_examples} asks for more examples than {config.env_id} has ({available})"
+        )
+    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(
+        config.output_root, config.env_id, config.model
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        sim = None
+        if config.is_sim:
+            from .simulator import start_in_subprocess
+
+            sim = await asyncio.to_thread(
+                start_in_subprocess, config.env_id, env_args, config.sim_args
+            )
+            stack.callback(sim.stop)
+            base_url = sim.base_url
+        else:
+            base_url = config.base_url or "https://api.openai.com/v1"
+            await probe_endpoint(base_url)
+
+        ray_started = await asyncio.to_thread(_ensure_ray, config)
+        if ray_started:
+            stack.callback(_shutdown_ray)
+        handles = [
+            EnvServerHandle(i, config.env_id, env_args, num_cpus=config.server_cpus)
+            for i in range(config.num_servers)
+        ]
+        for handle in handles:
+            stack.callback(handle.kill)
+        addresses = await asyncio.gather(*(h.start(SERVER_START_TIMEOUT) for h in handles))
+        clients = [Client(address) for address in addresses]
+        for client in clients:
+            stack.push_async_callback(client.close)
+        serving = time.time()
+
+        writer = ResultWriter(run_dir)
+        stack.callback(writer.close)
+        model_record = {
+            "name": "sim" if config.is_sim else config.model,
+            "base_url": base_url,
+            "api_key_var": config.api_key_var,
+            "timeout": config.request_timeout,
+            "max_retries": config.max_retries,
+        }
+        dispatch = _Dispatch(config, env, clients, writer, model_record, progress)
+        await dispatch.run(num_examples)
+        writer.close()
+        finished = time.time()
+
+        sim_requests = sim.stats().get("requests") if sim is not None else None
+        metadata = _metadata(
+            config, env_args, base_url, num_examples, dispatch, run_dir,
+            timing={
+                "start": started,
+                "serving": serving,
+                "end": finished,
+                "wall_s": finished - started,
+                "startup_s": serving - started,
+                "first_result_s": (dispatch.first_result or finished) - started,
+                "rollouts_per_s": dispatch.counts.sent / max(finished - serving, 1e-9),
+            },
+            sim_requests=sim_requests,
+        )
+        write_metadata(run_dir, metadata)
+    return RunOutcome(run_dir=run_dir, metadata=metadata)
+
+
+def _metadata(
+    config: EvalConfig,
+    env_args: dict[str, Any],
+    base_url: str,
+    num_examples: int,
+    dispatch: _Dispatch,
+    run_dir: Path,
+    timing: dict[str, float],
+    sim_requests: int | None,
+) -> dict[str, Any]:
+    from rayeval import __version__
+
+    summary = dispatch.stats.summary(config.rollouts_per_example)
+    metadata: dict[str, Any] = {
+        "version": 1,
+        "rayeval_version": __version__,
+        "env_id": config.env_id,
+        "env_args": env_args,
+        "model": config.model,
+        "base_url": base_url,
+        "api_key_var": config.api_key_var,
+        "num_examples": num_examples,
+        "rollouts_per_example": config.rollouts_per_example,
+        "max_concurrent": config.max_concurrent,
+        "num_servers": config.num_servers,
+        "sampling_args": config.sampling_args,
+        "avg_reward": summary["avg_reward"],
+        "reward_stderr": summary["reward_stderr"],
+        "reward_std": summary["reward_std"],
+        "pass_at_k": summary["pass_at_k"],
+        "counts": dispatch.counts.as_dict(),
+        "timing": timing,
+        "run_dir": str(run_dir),
+        "complete": dispatch.counts.lost == 0 and dispatch.counts.sent == dispatch.total,
+    }
+    if config.is_sim:
+        metadata["sim_args"] = config.sim_args
+        metadata["sim_requests"] = sim_requests
+    return metadata
+
+
+def _ensure_ray(config: EvalConfig) -> bool:
+    """Join RAY_ADDRESS / --ray-address, or start a local Ray; True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = config.ray_address or os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict[str, Any] = {
+        "logging_level": logging.INFO if config.verbose else logging.WARNING,
+        "log_to_driver": config.verbose,
+    }
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        # No dashboard: it costs ~2 s of start-up and a run does not need it.
+        ray.init(include_dashboard=False, **kwargs)
+    return True
+
+
+def _shutdown_ray() -> None:
+    import ray
+
+    ray.shutdown()
