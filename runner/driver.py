@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Callable
 from rayeval.envs import Environment, load_environment
 from rayeval.transport import Client, RemoteError, RequestTimeout, TransportError
 
+from . import cluster
 from .config import EvalConfig
 from .env_server import EnvServerHandle
 from .errors import ConfigError
@@ -191,11 +191,11 @@ async def run_eval(config: EvalConfig, progress: ProgressHook | None = None) -> 
             base_url = config.base_url or "https://api.openai.com/v1"
             await probe_endpoint(base_url)
 
-        ray_started = await asyncio.to_thread(_ensure_ray, config)
-        if ray_started:
-            stack.callback(_shutdown_ray)
+        if await asyncio.to_thread(cluster.connect, config):
+            stack.callback(cluster.shutdown)
+        options = cluster.actor_options(config)
         handles = [
-            EnvServerHandle(i, config.env_id, env_args, num_cpus=config.server_cpus)
+            EnvServerHandle(i, config.env_id, env_args, num_cpus=config.server_cpus, options=options)
             for i in range(config.num_servers)
         ]
         for handle in handles:
@@ -277,28 +277,3 @@ def _metadata(
         metadata["sim_args"] = config.sim_args
         metadata["sim_requests"] = sim_requests
     return metadata
-
-
-def _ensure_ray(config: EvalConfig) -> bool:
-    """Join RAY_ADDRESS / --ray-address, or start a local Ray; True if we started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = config.ray_address or os.environ.get("RAY_ADDRESS") or None
-    kwargs: dict[str, Any] = {
-        "logging_level": logging.INFO if config.verbose else logging.WARNING,
-        "log_to_driver": config.verbose,
-    }
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        # No dashboard: it costs ~2 s of start-up and a run does not need it.
-        ray.init(include_dashboard=False, **kwargs)
-    return True
-
-
-def _shutdown_ray() -> None:
-    import ray
-
-    ray.shutdown()
