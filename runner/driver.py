@@ -13,19 +13,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from rayeval.envs import Environment, load_environment
-from rayeval.transport import Client, RemoteError, RequestTimeout, TransportError
+from rayeval.transport import RemoteError, RequestTimeout, TransportClosed, TransportError
 
 from . import cluster
 from .config import EvalConfig
 from .env_server import EnvServerHandle
 from .errors import ConfigError
+from .retry import worst_case_backoff_s
+from .pool import NoServers, ServerPool
 from .preflight import probe_endpoint
 from .results import Counts, ResultRow, ResultWriter, default_run_dir, write_metadata
+from .resume import ResumeState, check_matches, compact_results, find_latest_incomplete
 from .stats import RunningStats
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,9 @@ SERVER_START_TIMEOUT = 180.0
 # Slack on top of the model-call budget before the driver gives a request up: covers queueing
 # inside the env server and scoring. Every wait has a deadline; none is hours long.
 REQUEST_SLACK_S = 60.0
+# How many times one rollout may follow its server down and move to another before it is
+# recorded as an error (a server that keeps dying must not keep a run alive forever).
+MAX_MOVES = 5
 
 ProgressHook = Callable[[int, int], None]
 """Called as (done, total) after every row; the CLI and notebooks draw their bars from it."""
@@ -60,78 +67,114 @@ def resolve_local_paths(env_args: dict[str, Any]) -> dict[str, Any]:
 
 def rollout_deadline(config: EvalConfig) -> float:
     """The longest one request may take, derived from the model-call budget."""
-    return config.request_timeout * (config.max_retries + 1) + REQUEST_SLACK_S
+    return (
+        config.request_timeout * (config.max_retries + 1)
+        + worst_case_backoff_s(config.max_retries)
+        + REQUEST_SLACK_S
+    )
 
 
 class _Dispatch:
-    """The per-run state of the fan-out: clients, ledger, statistics, output."""
+    """The per-run state of the fan-out: servers, ledger, statistics, output."""
 
     def __init__(
         self,
         config: EvalConfig,
         env: Environment,
-        clients: list[Client],
+        pool: ServerPool,
         writer: ResultWriter,
         model_record: dict[str, Any],
         progress: ProgressHook | None,
+        stats: RunningStats,
+        done: set[tuple[int, int]],
     ):
         self.config = config
         self.env = env
-        self.clients = clients
+        self.pool = pool
         self.writer = writer
         self.model_record = model_record
         self.progress = progress
         self.counts = Counts()
-        self.stats = RunningStats()
+        self.stats = stats
+        self.done = done
         self.first_result: float | None = None
         self.last_result: float | None = None
         self.total = 0
         self.deadline = rollout_deadline(config)
-
-    def _pick_server(self) -> int:
-        return min(range(len(self.clients)), key=lambda i: self.clients[i].outstanding)
+        self.run_token = uuid.uuid4().hex[:12]
 
     async def run(self, num_examples: int) -> None:
         r = self.config.rollouts_per_example
-        self.total = num_examples * r
+        todo = [
+            (example_id, rollout_idx)
+            for example_id in range(num_examples)
+            for rollout_idx in range(r)
+            if (example_id, rollout_idx) not in self.done
+        ]
+        self.total = len(todo)
         limit = self.config.max_concurrent
         slots = asyncio.Semaphore(limit) if limit > 0 else None
         tasks: set[asyncio.Task[None]] = set()
-        for example_id in range(num_examples):
-            for rollout_idx in range(r):
-                if slots is not None:
-                    await slots.acquire()
-                self.counts.sent += 1
-                task = asyncio.create_task(self._one(example_id, rollout_idx, slots))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+        for example_id, rollout_idx in todo:
+            if slots is not None:
+                await slots.acquire()
+            self.counts.sent += 1
+            task = asyncio.create_task(self._one(example_id, rollout_idx, slots))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
         while tasks:
             await asyncio.gather(*list(tasks))
 
     async def _one(self, example_id: int, rollout_idx: int, slots: asyncio.Semaphore | None) -> None:
-        server = self._pick_server()
         body = {
             "example_id": example_id,
             "rollout_idx": rollout_idx,
             "model": self.model_record,
             "sampling_args": self.config.sampling_args,
         }
+        # One id per rollout for the whole run: a resend is recognised, never run twice.
+        request_id = f"{self.run_token}:{example_id}:{rollout_idx}"
+        server: int | None = None
         try:
-            reply = await self.clients[server].request(body, timeout=self.deadline)
-        except RemoteError as exc:
-            reply = _error("server_error:" + exc.kind, exc.message, exc.retryable)
-        except RequestTimeout:
-            reply = _error("request_timeout", f"no reply within {self.deadline:.0f}s", True)
-        except TransportError as exc:
-            reply = _error("transport", str(exc), True)
+            for move in range(MAX_MOVES + 1):
+                try:
+                    slot = await self.pool.acquire(self.deadline)
+                except NoServers as exc:
+                    reply = _error("no_servers", str(exc), True)
+                    break
+                server = slot.index
+                try:
+                    reply = await slot.client.request(body, timeout=self.deadline, request_id=request_id)
+                    break
+                except TransportClosed:
+                    # Its server was declared down: the same request moves to a live one.
+                    self.counts.redelivered += 1
+                    reply = _error("server_lost", f"env servers failed {move + 1} times", True)
+                except RemoteError as exc:
+                    reply = _error("server_error:" + exc.kind, exc.message, exc.retryable)
+                    break
+                except RequestTimeout:
+                    reply = _error("request_timeout", f"no reply within {self.deadline:.0f}s", True)
+                    break
+                except TransportError as exc:
+                    reply = _error("transport", str(exc), True)
+                    break
         finally:
             if slots is not None:
                 slots.release()
         self._record(example_id, rollout_idx, server, reply)
 
-    def _record(self, example_id: int, rollout_idx: int, server: int, reply: dict[str, Any]) -> None:
+    def _record(
+        self, example_id: int, rollout_idx: int, server: int | None, reply: dict[str, Any]
+    ) -> None:
+        key = (example_id, rollout_idx)
+        if key in self.done:  # cannot happen by construction; the guard makes it impossible
+            self.counts.duplicates_dropped += 1
+            return
+        self.done.add(key)
         error = reply.get("error")
         reward = reply.get("reward")
+        self.counts.retried += max(int(reply.get("attempts") or 1) - 1, 0)
         row = ResultRow(
             example_id=example_id,
             rollout_idx=rollout_idx,
@@ -162,6 +205,16 @@ def _error(kind: str, message: str, retryable: bool) -> dict[str, Any]:
     return {"error": {"kind": kind, "message": message, "retryable": retryable}}
 
 
+def _resolve_run_dir(config: EvalConfig) -> Path:
+    if config.resume is not None:
+        if config.resume is True or config.resume == "":
+            return find_latest_incomplete(config.output_root, config.env_id, config.model)
+        return Path(str(config.resume))
+    if config.run_dir:
+        return Path(config.run_dir)
+    return default_run_dir(config.output_root, config.env_id, config.model)
+
+
 async def run_eval(config: EvalConfig, progress: ProgressHook | None = None) -> RunOutcome:
     """Run one eval end to end; raises RayevalError subclasses for user-facing failures."""
     started = time.time()
@@ -174,9 +227,17 @@ async def run_eval(config: EvalConfig, progress: ProgressHook | None = None) -> 
         raise ConfigError(
             f"-n {num_examples} asks for more examples than {config.env_id} has ({available})"
         )
-    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(
-        config.output_root, config.env_id, config.model
-    )
+    run_dir = _resolve_run_dir(config)
+    stats = RunningStats()
+    done: set[tuple[int, int]] = set()
+    resumed = None
+    if config.resume is not None:
+        check_matches(run_dir, config)
+        resumed = compact_results(
+            run_dir, lambda row: stats.add(int(row["example_id"]), float(row["reward"]),
+                                           float(row["reward"]) >= 1.0)
+        )
+        done = set(resumed.done)
     async with contextlib.AsyncExitStack() as stack:
         sim = None
         if config.is_sim:
@@ -195,19 +256,19 @@ async def run_eval(config: EvalConfig, progress: ProgressHook | None = None) -> 
             stack.callback(cluster.shutdown)
         options = cluster.actor_options(config)
         handles = [
-            EnvServerHandle(i, config.env_id, env_args, num_cpus=config.server_cpus, options=options)
+            EnvServerHandle(
+                i, config.env_id, env_args, num_cpus=config.server_cpus,
+                max_restarts=config.max_server_restarts, options=options,
+            )
             for i in range(config.num_servers)
         ]
         for handle in handles:
             stack.callback(handle.kill)
-        addresses = await asyncio.gather(*(h.start(SERVER_START_TIMEOUT) for h in handles))
-        clients = [Client(address) for address in addresses]
-        for client in clients:
-            stack.push_async_callback(client.close)
+        pool = ServerPool(handles)
+        stack.push_async_callback(pool.close)
+        await pool.start(SERVER_START_TIMEOUT)
         serving = time.time()
 
-        writer = ResultWriter(run_dir)
-        stack.callback(writer.close)
         model_record = {
             "name": "sim" if config.is_sim else config.model,
             "base_url": base_url,
@@ -215,25 +276,33 @@ async def run_eval(config: EvalConfig, progress: ProgressHook | None = None) -> 
             "timeout": config.request_timeout,
             "max_retries": config.max_retries,
         }
-        dispatch = _Dispatch(config, env, clients, writer, model_record, progress)
-        await dispatch.run(num_examples)
-        writer.close()
-        finished = time.time()
+        dispatch = _Dispatch(config, env, pool, ResultWriter(run_dir), model_record, progress,
+                             stats, done)
+        stack.callback(dispatch.writer.close)
 
-        sim_requests = sim.stats().get("requests") if sim is not None else None
-        metadata = _metadata(
-            config, env_args, base_url, num_examples, dispatch, run_dir,
-            timing={
-                "start": started,
-                "serving": serving,
-                "end": finished,
-                "wall_s": finished - started,
-                "startup_s": serving - started,
-                "first_result_s": (dispatch.first_result or finished) - started,
-                "rollouts_per_s": dispatch.counts.sent / max(finished - serving, 1e-9),
-            },
-            sim_requests=sim_requests,
-        )
+        def snapshot(end: float) -> dict[str, Any]:
+            return _metadata(
+                config, env_args, base_url, num_examples, dispatch, run_dir,
+                timing={
+                    "start": started,
+                    "serving": serving,
+                    "end": end,
+                    "wall_s": end - started,
+                    "startup_s": serving - started,
+                    "first_result_s": (dispatch.first_result or end) - started,
+                    "rollouts_per_s": dispatch.counts.sent / max(end - serving, 1e-9),
+                },
+                sim_requests=sim.stats().get("requests") if sim is not None and end > serving else None,
+                resumed=resumed,
+            )
+
+        # Written before the first request: a killed run leaves a folder that -R can resume.
+        if resumed is None:
+            write_metadata(run_dir, {**snapshot(serving), "complete": False})
+        await dispatch.run(num_examples)
+        dispatch.writer.close()
+        dispatch.counts.duplicates_dropped += pool.late_replies()
+        metadata = snapshot(time.time())
         write_metadata(run_dir, metadata)
     return RunOutcome(run_dir=run_dir, metadata=metadata)
 
@@ -247,6 +316,7 @@ def _metadata(
     run_dir: Path,
     timing: dict[str, float],
     sim_requests: int | None,
+    resumed: ResumeState | None,
 ) -> dict[str, Any]:
     from rayeval import __version__
 
@@ -271,8 +341,16 @@ def _metadata(
         "counts": dispatch.counts.as_dict(),
         "timing": timing,
         "run_dir": str(run_dir),
-        "complete": dispatch.counts.lost == 0 and dispatch.counts.sent == dispatch.total,
+        "servers": dispatch.pool.servers_info(),
+        "pool_events": asdict(dispatch.pool.events),
+        "complete": dispatch.counts.lost == 0 and len(dispatch.done) >= num_examples * config.rollouts_per_example,
     }
+    if resumed is not None:
+        metadata["resumed"] = {
+            "kept": resumed.kept,
+            "rerun_errored": resumed.dropped_errored,
+            "torn_lines_dropped": resumed.dropped_torn,
+        }
     if config.is_sim:
         metadata["sim_args"] = config.sim_args
         metadata["sim_requests"] = sim_requests

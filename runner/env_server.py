@@ -15,8 +15,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
 from rayeval.envs import load_environment
 from rayeval.transport import Server
+
+from .errors import ServerStartError
+from .retry import classify, is_retryable, wait_before_retry
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -37,25 +42,6 @@ class ModelSpec:
             timeout=float(record["timeout"]),
             max_retries=int(record["max_retries"]),
         )
-
-
-def classify_model_error(exc: BaseException) -> tuple[str, bool]:
-    """(kind, retryable) for an exception raised by a model call or the scoring after it."""
-    import openai
-
-    if isinstance(exc, (asyncio.TimeoutError, openai.APITimeoutError)):
-        return "model_timeout", True
-    if isinstance(exc, openai.RateLimitError):
-        return "rate_limited", True
-    if isinstance(exc, openai.APIStatusError):
-        if exc.status_code >= 500:
-            return "model_server_error", True
-        return f"model_http_{exc.status_code}", False
-    if isinstance(exc, openai.APIConnectionError):
-        return "model_connection", True
-    if isinstance(exc, (KeyError, IndexError, ValueError, TypeError)):
-        return "bad_request", False
-    return type(exc).__name__, False
 
 
 class EnvServer:
@@ -80,6 +66,7 @@ class EnvServer:
             "num_examples": len(self._env),
             "address": self._server.address if self._server else None,
             "pid": os.getpid(),
+            "node_id": _node_id(),
         }
 
     async def stats(self) -> dict[str, Any]:
@@ -104,7 +91,7 @@ class EnvServer:
                 base_url=spec.base_url,
                 api_key=os.environ.get(spec.api_key_var) or "EMPTY",
                 timeout=spec.timeout,
-                max_retries=spec.max_retries,
+                max_retries=0,  # retries happen around the whole rollout, counted (see _handle)
                 http_client=openai.DefaultAioHttpClient(timeout=spec.timeout),
             )
             self._clients[spec] = client
@@ -122,21 +109,30 @@ class EnvServer:
             row = self._env.row(example_id)
         except IndexError as exc:
             return _error_reply("bad_request", str(exc), False, started)
+        client = self._client_for(spec)
+        attempts = 0
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(spec.max_retries + 1),
+            wait=wait_before_retry,
+            retry=retry_if_exception(is_retryable),
+            reraise=True,
+        )
         try:
-            out = await self._env.rollout(
-                self._client_for(spec),
-                spec.name,
-                example_id,
-                sampling_args,
-                extra_headers=headers,
-                timeout=spec.timeout,
-            )
+            async for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    out = await self._env.rollout(
+                        client, spec.name, example_id, sampling_args,
+                        extra_headers=headers, timeout=spec.timeout,
+                    )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every failure becomes a record, never silence
-            kind, retryable = classify_model_error(exc)
+            kind, retryable = classify(exc)
             reply = _error_reply(kind, _one_line(exc), retryable, started)
+            reply["error"]["attempts"] = attempts
             reply["answer"] = row.answer
+            reply["attempts"] = attempts
             return reply
         return {
             "answer": row.answer,
@@ -146,6 +142,7 @@ class EnvServer:
             "usage": out.usage,
             "finish_reason": out.finish_reason,
             "timing": {"total_ms": (time.perf_counter() - started) * 1000.0},
+            "attempts": attempts,
             "error": None,
         }
 
@@ -162,6 +159,15 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())[:500]
 
 
+def _node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except ImportError:
+        return None
+
+
 def _node_ip() -> str:
     try:
         import ray
@@ -174,7 +180,7 @@ def _node_ip() -> str:
 
 
 class EnvServerHandle:
-    """Facade over an EnvServer Ray actor: validates, starts, and shuts down gracefully."""
+    """Facade over an EnvServer Ray actor: starts it, brings it back, and ends it."""
 
     def __init__(
         self,
@@ -183,6 +189,7 @@ class EnvServerHandle:
         env_args: dict[str, Any],
         *,
         num_cpus: float = 0.25,
+        max_restarts: int = 3,
         options: dict[str, Any] | None = None,
     ):
         import ray
@@ -190,31 +197,56 @@ class EnvServerHandle:
         actor_cls = ray.remote(EnvServer)
         self.index = index
         self._actor = actor_cls.options(
-            name=None,
             num_cpus=num_cpus,
             max_concurrency=10_000,
+            max_restarts=max_restarts,
+            max_task_retries=0,  # rollouts do not travel through Ray; nothing to replay
             **(options or {}),
         ).remote(env_id, env_args)
-        self.address: str | None = None
+        self.info: dict[str, Any] = {}
 
     async def start(self, timeout: float) -> str:
+        """Bind the (new) incarnation's socket; return its address."""
         from ray.exceptions import RayError
 
-        from .errors import ServerStartError
-
         try:
-            self.address = await asyncio.wait_for(self._actor.start.remote(), timeout)
+            address = await asyncio.wait_for(self._actor.start.remote(), timeout)
+            self.info = await asyncio.wait_for(self._actor.info.remote(), timeout)
         except asyncio.TimeoutError as exc:
             raise ServerStartError(f"env server {self.index} did not start within {timeout:.0f}s") from exc
         except RayError as exc:
             raise ServerStartError(f"env server {self.index} failed to start: {_root_cause(exc)}") from exc
-        return self.address
+        return address
 
-    async def stats(self, timeout: float = 5.0) -> dict[str, Any] | None:
+    async def restart(self, timeout: float) -> str:
+        """Get a live incarnation: Ray restarts a dead actor; a hung one is killed first."""
+        import ray
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+        old_pid = self.info.get("pid")
         try:
-            return await asyncio.wait_for(self._actor.stats.remote(), timeout)
-        except Exception:
-            return None
+            info = await asyncio.wait_for(self._actor.info.remote(), 5.0)
+            hung = info.get("pid") == old_pid and info.get("address") is not None
+        except asyncio.TimeoutError:
+            hung = True  # e.g. SIGSTOPped or its event loop is blocked
+        except ActorUnavailableError:
+            hung = False  # Ray is restarting it already
+        except ActorDiedError as exc:
+            raise ServerStartError(f"env server {self.index} is gone: {_root_cause(exc)}") from exc
+        if hung:
+            ray.kill(self._actor, no_restart=False)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ServerStartError(f"env server {self.index} did not come back within {timeout:.0f}s")
+            try:
+                return await self.start(remaining)
+            except ServerStartError as exc:
+                if not isinstance(exc.__cause__, ActorUnavailableError):
+                    raise
+            await asyncio.sleep(0.5)
 
     def kill(self) -> None:
         """Results are on disk by now; ending the process is all that is left to do."""

@@ -65,6 +65,7 @@ class SimConfig:
     rate_limit_rate: float = 0.0  # -> HTTP 429 with Retry-After
     retry_after_s: float = 1.0  # the Retry-After a 429 carries
     hang_rate: float = 0.0  # -> the request is never answered (until the server stops)
+    completion_bytes: int = 0  # pad completions to about this size (large-reply tests)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> SimConfig:
@@ -306,6 +307,8 @@ class SimServer:
             await asyncio.sleep(delay_ms / 1000.0)
 
         content = f"Working through the problem step by step gives the result.\nThe final answer is \\boxed{{{answer}}}."
+        if config.completion_bytes > len(content):
+            content = "." * (config.completion_bytes - len(content)) + "\n" + content
         prompt_tokens = _count_words(messages)
         completion_tokens = len(content.split())
         self._count("200")
@@ -363,8 +366,13 @@ def serve_forever(
     host: str,
     port: int,
     ready_file: str | None = None,
+    parent_pid: int | None = None,
 ) -> None:
-    """Serve the simulator for `env_id` until SIGINT or SIGTERM (blocking)."""
+    """Serve the simulator for `env_id` until SIGINT or SIGTERM (blocking).
+
+    With `parent_pid`, it also stops when that process is gone (a driver killed with SIGKILL
+    cannot stop its simulator, and an orphan would hold its port and a core forever).
+    """
     from rayeval.envs import load_environment  # lazily: environments may import heavy libraries
 
     config = SimConfig.from_dict(sim_args)  # validate before the (slower) environment load
@@ -389,7 +397,11 @@ def serve_forever(
                 with open(tmp, "w") as fh:
                     fh.write(base_url + "\n")
                 os.replace(tmp, ready_file)
+            if parent_pid is not None:
+                watcher = asyncio.create_task(_stop_when_orphaned(parent_pid, stop))
             await stop.wait()
+            if parent_pid is not None:
+                watcher.cancel()
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
@@ -449,6 +461,12 @@ def _tail(path: str, limit: int = 2000) -> str:
     return ""
 
 
+async def _stop_when_orphaned(parent_pid: int, stop: asyncio.Event) -> None:
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(1.0)
+    stop.set()
+
+
 def start_in_subprocess(
     env_id: str,
     env_args: dict[str, Any],
@@ -473,6 +491,7 @@ def start_in_subprocess(
         "--host", host,
         "--port", "0",
         "--ready-file", ready,
+        "--parent-pid", str(os.getpid()),
     ]  # fmt: skip
     # Output goes to files, not pipes: nobody reads a pipe while the child runs, and a full pipe
     # would block it.
@@ -508,12 +527,13 @@ def _main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     parser.add_argument("--ready-file", default=None, help="write the base URL here once serving")
+    parser.add_argument("--parent-pid", type=int, default=None, help="stop when this process is gone")
     args = parser.parse_args(argv)
     try:
         env_args, sim_args = json.loads(args.env_args), json.loads(args.sim_args)
     except ValueError as exc:
         parser.error(f"--env-args/--sim-args must be JSON: {exc}")
-    serve_forever(args.env, env_args, sim_args, args.host, args.port, args.ready_file)
+    serve_forever(args.env, env_args, sim_args, args.host, args.port, args.ready_file, args.parent_pid)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ def format_summary(metadata: dict[str, Any]) -> str:
             "pass@k  " + "  ".join(f"k={k}: {_fmt(v, 3)}" for k, v in metadata["pass_at_k"].items())
         )
     lines.append(
-        "ledger  sent {sent}  succeeded {succeeded}  errored {errored}  lost {lost}".format(**counts)
+        "ledger  sent {sent}  succeeded {succeeded}  errored {errored}  lost {lost}  "
+        "(retried {retried}, redelivered {redelivered}, duplicates dropped {duplicates_dropped})"
+        .format(**counts)
     )
     lines.append(
         f"time    {timing['wall_s']:.1f}s wall, {timing['startup_s']:.1f}s start-up, "

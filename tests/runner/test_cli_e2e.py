@@ -31,7 +31,10 @@ def assert_complete_run(run_dir: Path, n: int, r: int) -> dict:
                       "error", "timing", "usage"):
             assert field in row
     meta = json.loads((run_dir / "metadata.json").read_text())
-    assert meta["counts"] == {"sent": n * r, "succeeded": n * r, "errored": 0, "lost": 0}
+    counts = meta["counts"]
+    assert (counts["sent"], counts["succeeded"], counts["errored"], counts["lost"]) == (n * r, n * r, 0, 0)
+    assert counts["duplicates_dropped"] == 0
+    assert meta["complete"] is True
     assert 0.6 <= meta["avg_reward"] <= 0.8
     assert set(meta["pass_at_k"]) == {str(2**i) for i in range(8) if 2**i <= r}
     for key in ("env_id", "model", "num_examples", "rollouts_per_example", "sampling_args", "timing"):
@@ -129,7 +132,7 @@ def test_results_stream_to_disk_before_the_run_ends(run_cli, ray_address, gsm8k_
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         path = run_dir / "results.jsonl"
-        if path.exists() and 0 < sum(1 for _ in open(path)) < 512 and not (run_dir / "metadata.json").exists():
+        if path.exists() and 0 < sum(1 for _ in open(path)) < 512:
             seen_partial = True
         time.sleep(0.2)
     proc.wait(timeout=30)
