@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,8 +62,12 @@ def _make_config(config: EvalConfig | None, kwargs: dict[str, Any]) -> EvalConfi
 
 @contextlib.contextmanager
 def progress_bar(enabled: bool, description: str) -> Iterator[ProgressHook | None]:
-    """A rich progress bar (terminal and Jupyter alike); None when disabled."""
-    if not enabled:
+    """A rich progress bar (terminal and Jupyter alike); None when disabled.
+
+    In Jupyter rich draws into an ipywidgets Output; without ipywidgets it would only warn on
+    every run, so there the bar is skipped (the summary is still printed by the caller).
+    """
+    if not enabled or (_in_jupyter() and importlib.util.find_spec("ipywidgets") is None):
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -82,12 +87,37 @@ def progress_bar(enabled: bool, description: str) -> Iterator[ProgressHook | Non
         yield hook
 
 
+def _in_jupyter() -> bool:
+    from rich.console import Console
+
+    return Console().is_jupyter
+
+
 async def aevaluate(config: EvalConfig | None = None, /, **kwargs: Any) -> EvalResult:
     """Run an eval inside the caller's event loop (`await rayeval.aevaluate(...)` in Jupyter)."""
     cfg = _make_config(config, kwargs)
+    if cfg.save_to_hf_hub:
+        from .hub import check_hub_ready
+
+        check_hub_ready(cfg.hf_hub_dataset_name)  # before any rollout: fail fast
     with progress_bar(cfg.show_progress, f"{cfg.env_id} / {cfg.model}") as hook:
         outcome = await run_eval(cfg, progress=hook)
-    return EvalResult(run_dir=outcome.run_dir, metadata=outcome.metadata)
+    result = EvalResult(run_dir=outcome.run_dir, metadata=outcome.metadata)
+    if cfg.save_to_hf_hub:
+        await _push(cfg, result)
+    return result
+
+
+async def _push(cfg: EvalConfig, result: EvalResult) -> None:
+    """Push the rows (-H) and record the repo id in metadata.json."""
+    from .hub import default_dataset_name, push_results
+    from .results import write_metadata
+
+    name = cfg.hf_hub_dataset_name or default_dataset_name(
+        cfg.env_id, cfg.model, result.run_dir.name
+    )
+    result.metadata["hf_hub_dataset"] = await asyncio.to_thread(push_results, result.run_dir, name)
+    write_metadata(result.run_dir, result.metadata)
 
 
 def evaluate(config: EvalConfig | None = None, /, **kwargs: Any) -> EvalResult:

@@ -64,6 +64,14 @@ class EvalConfig:
     """Model-call retries on 429/5xx/connection errors, by the openai client with backoff."""
     verbose: bool = False
     show_progress: bool = True
+    resume: str | bool | None = None
+    """-R: True = the newest incomplete run of this env and model; a str = that run folder."""
+    max_server_restarts: int = 3
+    """How often Ray may restart one env-server actor before its work moves to the others."""
+    save_to_hf_hub: bool = False
+    """-H: push results.jsonl to the Hugging Face Hub as a dataset after the run."""
+    hf_hub_dataset_name: str | None = None
+    """-D: the dataset repo id; None = <env>-<model>-<run_id>, sanitised (runner/hub.py)."""
 
     def __post_init__(self) -> None:
         if not self.env_id or not isinstance(self.env_id, str):

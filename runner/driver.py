@@ -301,7 +301,7 @@ async def run_eval(config: EvalConfig, progress: ProgressHook | None = None) -> 
             write_metadata(run_dir, {**snapshot(serving), "complete": False})
         await dispatch.run(num_examples)
         dispatch.writer.close()
-        dispatch.counts.duplicates_dropped += pool.late_replies()
+        dispatch.counts.late_replies = pool.late_replies()
         metadata = snapshot(time.time())
         write_metadata(run_dir, metadata)
     return RunOutcome(run_dir=run_dir, metadata=metadata)

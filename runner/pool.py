@@ -53,8 +53,8 @@ class ServerPool:
         self,
         handles: list[EnvServerHandle],
         *,
-        ping_interval: float = 1.0,
-        ping_timeout: float = 2.0,
+        ping_interval: float = 0.5,
+        ping_timeout: float = 1.0,
         misses_allowed: int = 2,
         restart_timeout: float = 180.0,
     ):

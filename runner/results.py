@@ -22,7 +22,10 @@ ROW_VERSION = 1
 
 @dataclass
 class ResultRow:
-    """One rollout's outcome, as persisted. `error` is None or {kind, message, ...}."""
+    """One rollout's outcome, as persisted. `error` is None or {kind, message, ...}.
+
+    On disk, empty `metrics`/`timing` are written as null (see `row_record`).
+    """
 
     example_id: int
     rollout_idx: int
@@ -44,6 +47,15 @@ class Counts:
     sent: int = 0
     succeeded: int = 0
     errored: int = 0
+    retried: int = 0
+    """Model-call attempts beyond the first (429/5xx/timeouts), summed over rollouts."""
+    redelivered: int = 0
+    """Requests re-sent because their env server went down."""
+    duplicates_dropped: int = 0
+    """Results for a rollout already recorded: never written twice (by construction 0)."""
+    late_replies: int = 0
+    """Transport replies nobody waited for any more (a ping past its deadline, a request
+    already moved to another server): dropped by the client, never written."""
 
     @property
     def lost(self) -> int:
@@ -53,11 +65,35 @@ class Counts:
         return {**asdict(self), "lost": self.lost}
 
 
+def safe_model_name(model: str) -> str:
+    """Model names as folder names: slashes and other odd characters become --."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", model.replace("/", "--"))
+
+
 def default_run_dir(output_root: str, env_id: str, model: str) -> Path:
-    """vf-eval's layout: <root>/<env>--<model>/<run_id>/ (slashes in model names become --)."""
-    safe_model = re.sub(r"[^A-Za-z0-9._-]+", "--", model.replace("/", "--"))
+    """vf-eval's layout: <root>/<env>--<model>/<run_id>/."""
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    return Path(output_root) / f"{env_id}--{safe_model}" / run_id
+    return Path(output_root) / f"{env_id}--{safe_model_name(model)}" / run_id
+
+
+ERROR_KEYS = ("kind", "message", "retryable", "attempts")
+
+
+def row_record(row: ResultRow) -> dict[str, Any]:
+    """The row as written: one shape for every row, so Arrow readers infer one schema.
+
+    `datasets.load_dataset("json", ...)` infers column types block by block. An errored row's
+    empty `metrics`/`timing` ({}) and an error record without `attempts` would disagree with
+    the successful rows' structs, and the columns would degrade to untyped JSON. So empty dicts
+    are written as null and every error record carries the same keys (missing ones as null).
+    """
+    record = asdict(row)
+    for key in ("metrics", "timing"):
+        if not record[key]:
+            record[key] = None
+    if record["error"] is not None:
+        record["error"] = {**{k: None for k in ERROR_KEYS}, **record["error"]}
+    return record
 
 
 class ResultWriter:
@@ -74,7 +110,8 @@ class ResultWriter:
         self.rows_written = 0
 
     def write(self, row: ResultRow) -> None:
-        self._file.write(json.dumps(asdict(row), ensure_ascii=False, separators=(",", ":")) + "\n")
+        record = row_record(row)
+        self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
         self.rows_written += 1
         self._unflushed += 1
         if self._unflushed >= self._flush_every or (

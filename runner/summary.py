@@ -24,7 +24,8 @@ def format_summary(metadata: dict[str, Any]) -> str:
         )
     lines.append(
         "ledger  sent {sent}  succeeded {succeeded}  errored {errored}  lost {lost}  "
-        "(retried {retried}, redelivered {redelivered}, duplicates dropped {duplicates_dropped})"
+        "(retried {retried}, redelivered {redelivered}, duplicates dropped {duplicates_dropped}, "
+        "late replies dropped {late_replies})"
         .format(**counts)
     )
     lines.append(
