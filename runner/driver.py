@@ -41,6 +41,10 @@ REQUEST_SLACK_S = 60.0
 # How many times one rollout may follow its server down and move to another before it is
 # recorded as an error (a server that keeps dying must not keep a run alive forever).
 MAX_MOVES = 5
+# A request unanswered this long is sent again with the same id: the server joins the running
+# rollout or answers from its result cache, so this only recovers a message lost in a dying
+# connection (libzmq's ~50 ms window), never runs a rollout twice on one server.
+RESEND_AFTER_S = 15.0
 
 ProgressHook = Callable[[int, int], None]
 """Called as (done, total) after every row; the CLI and notebooks draw their bars from it."""
@@ -144,7 +148,9 @@ class _Dispatch:
                     break
                 server = slot.index
                 try:
-                    reply = await slot.client.request(body, timeout=self.deadline, request_id=request_id)
+                    reply = await slot.client.request(
+                        body, timeout=self.deadline, request_id=request_id, resend_after=RESEND_AFTER_S
+                    )
                     break
                 except TransportClosed:
                     # Its server was declared down: the same request moves to a live one.
@@ -290,6 +296,7 @@ async def run_eval(config: EvalConfig, progress: ProgressHook | None = None) -> 
                     "wall_s": end - started,
                     "startup_s": serving - started,
                     "first_result_s": (dispatch.first_result or end) - started,
+                    "last_result": dispatch.last_result or end,
                     "rollouts_per_s": dispatch.counts.sent / max(end - serving, 1e-9),
                 },
                 sim_requests=sim.stats().get("requests") if sim is not None and end > serving else None,

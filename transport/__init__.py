@@ -8,6 +8,7 @@ from .errors import (
     PeerUnreachable,
     ProtocolError,
     RemoteError,
+    RequestAbandoned,
     RequestTimeout,
     TransportClosed,
     TransportError,
@@ -34,5 +35,6 @@ __all__ = [
     "RequestTimeout",
     "RemoteError",
     "PeerUnreachable",
+    "RequestAbandoned",
     "TransportClosed",
 ]

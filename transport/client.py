@@ -12,7 +12,27 @@ Guarantees a caller can rely on:
   TransportError -- never a pyzmq exception, never waits past its deadline.
 * A timed-out request removes its own record; a reply that arrives later is
   counted (``stats.late``) and dropped, never delivered to someone else.
-* ``close()`` fails every pending request with TransportClosed.
+* ``close()`` fails every pending request with TransportClosed;
+  ``fail_pending()`` fails them (with RequestAbandoned or the caller's
+  exception) but keeps the client usable -- a driver that declared the server
+  dead moves that work elsewhere. Replies that come later are counted late.
+
+Resending: ``request(..., resend_after=S)`` sends the *same* request id again
+every S seconds until a reply arrives or ``timeout`` passes. It is safe because
+the server is idempotent by id (a resend joins the running handler or gets the
+cached reply), and it covers the cases where one message is lost without any
+error: a reply sent into a connection libzmq has not yet noticed is dead, a
+request a killed server had received, or one swallowed while a heartbeat
+timeout replaced the connection. Extra replies are counted late. While the
+server is unreachable the copies wait in the DEALER's queue (at most
+timeout/resend_after per request) and are all answered from one run. Off by
+default: while the server is up and stays up one send is enough.
+
+Liveness: ZMTP heartbeats (``heartbeat_ivl`` / ``heartbeat_timeout``) make
+libzmq drop and re-dial a connection to a server that stopped answering;
+``heartbeat_ttl`` asks the server to drop us if we go silent. They do not fail
+pending requests (that is the caller's decision): use ``ping``/``alive`` to
+probe the server's event loop, then ``fail_pending``.
 
 The DEALER's ROUTING_ID is stable (given, or a random one fixed at
 construction) so the server, which sets ROUTER_HANDOVER, can recognise a
@@ -30,12 +50,13 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import zmq
 import zmq.asyncio
 
-from .errors import ProtocolError, RemoteError, RequestTimeout, TransportClosed, TransportError
+from ._heartbeat import set_heartbeats
+from .errors import ProtocolError, RemoteError, RequestAbandoned, RequestTimeout, TransportClosed, TransportError
 from .protocol import ERROR, PING, PONG, REPLY, REQUEST, Envelope, decode, encode
 
 __all__ = ["Client", "ClientStats"]
@@ -56,10 +77,12 @@ class _State(enum.Enum):
 class ClientStats:
     sent: int  # requests and pings handed to the socket
     replies: int  # replies matched to a pending request
-    late: int  # replies for unknown ids (after timeout, or for an earlier Client): dropped
+    late: int  # replies for ids no longer pending (timed out, failed, resent, earlier Client): dropped
     malformed: int  # frames that were not a valid envelope
     timeouts: int  # requests that hit their deadline
     outstanding: int  # pending requests right now (gauge)
+    resends: int  # extra sends of a pending request id (resend_after)
+    abandoned: int  # pending requests failed by fail_pending()
 
 
 class _Pending:
@@ -80,6 +103,9 @@ class Client:
         hwm: int = 0,
         identity: bytes | None = None,
         default_timeout: float | None = 60.0,
+        heartbeat_ivl: float | None = 1.0,
+        heartbeat_timeout: float | None = 3.0,
+        heartbeat_ttl: float | None = 3.0,
         context: zmq.asyncio.Context | None = None,
     ) -> None:
         if identity is not None:
@@ -91,6 +117,7 @@ class Client:
         self._hwm = hwm
         self._identity = identity if identity is not None else b"rayeval-" + uuid.uuid4().hex.encode()
         self._default_timeout = default_timeout
+        self._heartbeat = (heartbeat_ivl, heartbeat_timeout, heartbeat_ttl)
         self._ctx = context or zmq.asyncio.Context.instance()
         self._prefix = uuid.uuid4().hex[:12] + "-"
         self._ids = itertools.count()
@@ -99,6 +126,7 @@ class Client:
         self._sock: zmq.asyncio.Socket | None = None
         self._recv_task: asyncio.Task[None] | None = None
         self._sent = self._replies = self._late = self._malformed = self._timeouts = 0
+        self._resends = self._abandoned = 0
 
     # ----------------------------------------------------------------- lifecycle
     @property
@@ -115,7 +143,16 @@ class Client:
 
     @property
     def stats(self) -> ClientStats:
-        return ClientStats(self._sent, self._replies, self._late, self._malformed, self._timeouts, len(self._pending))
+        return ClientStats(
+            sent=self._sent,
+            replies=self._replies,
+            late=self._late,
+            malformed=self._malformed,
+            timeouts=self._timeouts,
+            outstanding=len(self._pending),
+            resends=self._resends,
+            abandoned=self._abandoned,
+        )
 
     async def start(self) -> None:
         """Connect and start the receive loop (``request``/``ping`` do this lazily)."""
@@ -136,6 +173,7 @@ class Client:
             # with TransportClosed, so nothing queued is worth flushing, and
             # close must not block on an unreachable server.
             sock.setsockopt(zmq.LINGER, 0)
+            set_heartbeats(sock, *self._heartbeat)
             sock.connect(self._address)
         except zmq.ZMQError as exc:
             sock.close(linger=0)
@@ -165,21 +203,64 @@ class Client:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def _fail_all(self, make_exc: Any) -> None:
+    def _fail_all(self, make_exc: Callable[[str], BaseException]) -> int:
         pending, self._pending = self._pending, {}
+        failed = 0
         for rid, rec in pending.items():
-            if not rec.future.done():
+            if rec.future.done():
+                continue
+            try:
                 rec.future.set_exception(make_exc(rid))
+            except Exception as bug:  # a broken factory (or a non-exception) must not leave the rest hanging
+                msg = f"request {rid} abandoned (exception factory failed: {bug!r})"
+                rec.future.set_exception(RequestAbandoned(msg, request_id=rid))
+            failed += 1
+        return failed
+
+    def fail_pending(self, exc_factory: Callable[[str], BaseException] | None = None) -> int:
+        """Fail every pending request and ping now; returns how many were failed.
+
+        ``exc_factory(request_id)`` makes each exception (one per request, so
+        tracebacks are not shared); default :class:`RequestAbandoned`. The
+        client stays open: new requests go out as usual, and a reply that still
+        arrives for a failed id is counted in ``stats.late`` and dropped. Use it
+        when the caller has decided this server is dead and resubmits the work
+        elsewhere (keep the request ids: ids are global, results are cached per
+        server, so the work runs at least once overall).
+        """
+        if exc_factory is None:
+
+            def exc_factory(rid: str) -> BaseException:
+                return RequestAbandoned(f"request {rid} to {self._address} abandoned", request_id=rid)
+
+        failed = self._fail_all(exc_factory)
+        self._abandoned += failed
+        return failed
 
     # ----------------------------------------------------------------- requests
-    async def request(self, body: Any, *, timeout: float | None = None, request_id: str | None = None) -> Any:
-        """Send ``body``, return the reply body. ``timeout=None`` uses ``default_timeout``."""
+    async def request(
+        self,
+        body: Any,
+        *,
+        timeout: float | None = None,
+        request_id: str | None = None,
+        resend_after: float | None = None,
+    ) -> Any:
+        """Send ``body``, return the reply body. ``timeout=None`` uses ``default_timeout``.
+
+        ``request_id`` makes a retry idempotent: pass the id of an earlier
+        attempt and the server answers from that attempt instead of running
+        the handler again. ``resend_after`` (seconds) resends the same id
+        until a reply comes or the timeout passes (see the module docstring).
+        """
+        if resend_after is not None and not resend_after > 0:
+            raise ValueError("resend_after must be > 0 seconds (or None)")
         sock = self._ensure_open()
         rid = request_id if request_id is not None else self._prefix + str(next(self._ids))
         if rid in self._pending:
             raise ValueError(f"request id {rid!r} is already pending")
         payload = encode(Envelope(REQUEST, rid, body))  # fails before anything is registered
-        env = await self._roundtrip(sock, rid, payload, timeout)
+        env = await self._roundtrip(sock, rid, payload, timeout, resend_after)
         if env.kind == REPLY:
             return env.body
         if env.kind == ERROR:
@@ -200,7 +281,22 @@ class Client:
             raise RemoteError.from_record(env.body, request_id=rid)
         raise ProtocolError(f"unexpected {env.kind!r} reply to ping {rid}", request_id=rid)
 
-    async def _roundtrip(self, sock: zmq.asyncio.Socket, rid: str, payload: bytes, timeout: float | None) -> Envelope:
+    async def alive(self, timeout: float = 2.0) -> bool:
+        """True if the server's event loop answers a ping within ``timeout``. Never raises a transport error."""
+        try:
+            await self.ping(timeout=timeout)
+        except TransportError:
+            return False
+        return True
+
+    async def _roundtrip(
+        self,
+        sock: zmq.asyncio.Socket,
+        rid: str,
+        payload: bytes,
+        timeout: float | None,
+        resend_after: float | None = None,
+    ) -> Envelope:
         limit = self._default_timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
         deadline = None if limit is None else loop.time() + limit
@@ -209,7 +305,16 @@ class Client:
         try:
             async with asyncio.timeout_at(deadline):
                 await self._send(sock, payload)
-                return await rec.future
+                if resend_after is None:
+                    return await rec.future
+                while True:
+                    # asyncio.wait neither cancels the future on its own timeout
+                    # nor when the deadline cancels it, so the record stays valid.
+                    done, _ = await asyncio.wait((rec.future,), timeout=resend_after)
+                    if done:
+                        return rec.future.result()
+                    await self._send(sock, payload)
+                    self._resends += 1
         except TimeoutError:
             # Only our own deadline lands here: asyncio.timeout converts its own
             # cancellation into TimeoutError and lets foreign cancellations through.

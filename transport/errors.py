@@ -12,6 +12,7 @@ Tree::
     ├── RequestTimeout            a wait hit its deadline (the request may still run)
     ├── RemoteError               the peer answered with an ERROR envelope
     ├── PeerUnreachable           the peer is not connected (EHOSTUNREACH)
+    ├── RequestAbandoned          the caller gave up on pending requests (Client.fail_pending)
     └── TransportClosed           the Client/Server was closed (or is used after close)
 
 ``RequestTimeout`` deliberately does not derive from ``asyncio.TimeoutError``:
@@ -29,6 +30,7 @@ __all__ = [
     "RequestTimeout",
     "RemoteError",
     "PeerUnreachable",
+    "RequestAbandoned",
     "TransportClosed",
 ]
 
@@ -118,6 +120,14 @@ def error_record(exc: BaseException) -> dict[str, Any]:
 
 class PeerUnreachable(TransportError):
     """The peer is not connected (libzmq EHOSTUNREACH on a ROUTER_MANDATORY send)."""
+
+
+class RequestAbandoned(TransportError):
+    """``Client.fail_pending()`` failed this request; the server may still run it and reply (counted late)."""
+
+    def __init__(self, message: str, *, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
 
 
 class TransportClosed(TransportError):

@@ -20,7 +20,14 @@ no ROUTER_MANDATORY, 6-160 of 200 queued replies arrived. So:
 Known gap that ROUTER_MANDATORY cannot close: libzmq notices a disconnect
 about 50 ms after the peer goes; a reply sent inside that window lands in the
 dying pipe and is lost. Only an application-level retry (same request id) can
-cover that; the client's timeout makes it visible rather than a hang.
+cover that, so requests are idempotent by id: a resent id that is still
+running joins that run, one that finished gets the cached reply (see
+:mod:`._results`, which also says why ``retryable`` errors are not cached).
+
+ZMTP heartbeats make libzmq drop the connection of a peer that stopped
+answering (SIGSTOP, dead host), so its replies are kept instead of vanishing
+into a dead TCP pipe. libzmq's I/O thread answers them, so a peer merely busy
+in Python (GIL held) is not mistaken for a dead one.
 
 How sends are serialised: every send is a *synchronous* ``DONTWAIT``
 ``send_multipart`` call made on the event-loop thread, so two tasks can never
@@ -35,7 +42,8 @@ edge-triggered wake-up bookkeeping for the receive side correct.
 Memory: a backlog is bounded only by how many requests its peer has
 outstanding (every reply answers one request). A small ``hwm`` therefore moves
 buffering from libzmq into Python rather than reducing it; real backpressure
-is the client limiting its in-flight requests.
+is the client limiting its in-flight requests. The result cache and the kept
+store hold up to ``max_result_bytes`` + ``max_kept_bytes`` on top.
 """
 
 from __future__ import annotations
@@ -51,7 +59,9 @@ from typing import Any, Awaitable, Callable
 import zmq
 import zmq.asyncio
 
+from ._heartbeat import set_heartbeats
 from ._kept import KeptReplies
+from ._results import ResultCache
 from .errors import ProtocolError, TransportClosed, TransportError, error_record
 from .protocol import ERROR, PING, PONG, REPLY, REQUEST, Envelope, decode, encode, error_body
 
@@ -80,7 +90,7 @@ class _State(enum.Enum):
 class ServerStats:
     """A snapshot of the server's counters (cumulative unless noted)."""
 
-    received: int  # valid REQUEST envelopes received
+    received: int  # valid REQUEST envelopes received (duplicates included)
     replied: int  # REPLY/ERROR envelopes handed to libzmq (incl. redelivered ones)
     errors: int  # handler exceptions turned into ERROR replies
     malformed: int  # frames that were not a valid envelope (answered or dropped)
@@ -92,6 +102,9 @@ class ServerStats:
     backlog: int  # replies currently waiting for a full peer pipe (gauge)
     pings: int  # PING envelopes answered
     in_flight: int  # handler tasks currently running (gauge)
+    duplicates: int  # requests whose id was already running or cached: handler not run again
+    cached: int  # finished replies held in the result cache (gauge)
+    cache_evicted: int  # result-cache entries dropped by the count/bytes/age bounds
 
 
 class Server:
@@ -101,6 +114,11 @@ class Server:
     backpressure from libzmq; the ``zmq.Again`` path then only triggers when
     the *peer* (or a small ``hwm`` here) limits the pipe. ``router_mandatory``
     exists only so a test can show what happens without it.
+
+    ``max_results`` / ``max_result_bytes`` / ``result_max_age`` bound the
+    result cache that makes a resent request id idempotent (``max_results=0``
+    disables caching; running ids are still joined). ``heartbeat_ivl`` /
+    ``heartbeat_timeout`` are seconds (None disables ZMTP heartbeats).
     """
 
     def __init__(
@@ -116,6 +134,11 @@ class Server:
         max_kept: int = 10_000,
         max_kept_bytes: int = 256 * 1024 * 1024,
         kept_max_age: float = 600.0,
+        max_results: int = 50_000,
+        max_result_bytes: int = 256 * 1024 * 1024,
+        result_max_age: float = 600.0,
+        heartbeat_ivl: float | None = 1.0,
+        heartbeat_timeout: float | None = 3.0,
         context: zmq.asyncio.Context | None = None,
     ) -> None:
         self._handler = handler
@@ -125,6 +148,8 @@ class Server:
         self._router_mandatory = router_mandatory
         self._linger_ms = linger_ms
         self._max_message_size = max_message_size
+        self._heartbeat_ivl = heartbeat_ivl
+        self._heartbeat_timeout = heartbeat_timeout
         self._ctx = context or zmq.asyncio.Context.instance()
         self._state = _State.CREATED
         self._sock: zmq.asyncio.Socket | None = None
@@ -134,6 +159,11 @@ class Server:
         self._backlogs: dict[bytes, deque[tuple[str, bytes, float]]] = {}
         self._drainers: dict[bytes, asyncio.Task[None]] = {}
         self._kept = KeptReplies(max_count=max_kept, max_bytes=max_kept_bytes, max_age=kept_max_age)
+        self._results = ResultCache(max_count=max_results, max_bytes=max_result_bytes, max_age=result_max_age)
+        # request id -> identities waiting for its running handler (one reply per ask,
+        # so a resend while running gets its own; the client drops the extra one as late)
+        self._running: dict[str, list[bytes]] = {}
+        self._duplicates = 0
         self._received = self._replied = self._errors = self._malformed = 0
         self._again_retries = self._unreachable = self._redelivered = self._pings = 0
 
@@ -150,7 +180,9 @@ class Server:
 
     @property
     def stats(self) -> ServerStats:
-        self._kept.expire(time.monotonic())
+        now = time.monotonic()
+        self._kept.expire(now)
+        self._results.expire(now)
         return ServerStats(
             received=self._received,
             replied=self._replied,
@@ -164,6 +196,9 @@ class Server:
             backlog=sum(len(b) for b in self._backlogs.values()),
             pings=self._pings,
             in_flight=len(self._tasks),
+            duplicates=self._duplicates,
+            cached=len(self._results),
+            cache_evicted=self._results.evicted,
         )
 
     async def start(self) -> str:
@@ -186,6 +221,7 @@ class Server:
             # libzmq default) can hang context teardown forever on a dead peer.
             sock.setsockopt(zmq.LINGER, self._linger_ms)
             sock.setsockopt(zmq.MAXMSGSIZE, self._max_message_size)
+            set_heartbeats(sock, self._heartbeat_ivl, self._heartbeat_timeout)
             if self._port:
                 sock.bind(f"tcp://{self._host}:{self._port}")
             else:
@@ -269,9 +305,7 @@ class Server:
             return
         if env.kind == REQUEST:
             self._received += 1
-            task = asyncio.create_task(self._serve(identity, env.request_id, env.body))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._on_request(identity, env.request_id, env.body)
         elif env.kind == PING:
             # Answered here, from the receive loop: a PONG proves the event loop
             # itself is responsive, independent of how busy the handlers are.
@@ -295,14 +329,43 @@ class Server:
         self._send_or_queue(identity, request_id, encode(Envelope(ERROR, request_id, body)))
 
     # ----------------------------------------------------------------- handling
-    async def _serve(self, identity: bytes, request_id: str, body: Any) -> None:
+    def _on_request(self, identity: bytes, request_id: str, body: Any) -> None:
+        """Run the handler once per request id; a resent id joins the run or gets the cached reply."""
+        waiters = self._running.get(request_id)
+        if waiters is not None:
+            self._duplicates += 1
+            waiters.append(identity)
+            return
+        cached = self._results.get(request_id, now=time.monotonic())
+        if cached is not None:
+            self._duplicates += 1
+            self._send_or_queue(identity, request_id, cached)
+            return
+        self._running[request_id] = [identity]
+        task = asyncio.create_task(self._serve(request_id, body))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, request_id: str, body: Any) -> None:
         try:
-            result = await self._handler(body)
-            payload = encode(Envelope(REPLY, request_id, result))
-        except Exception as exc:  # a handler failure is an answer, not a crash (CancelledError passes)
-            self._errors += 1
-            payload = encode(Envelope(ERROR, request_id, error_record(exc)))
-        self._send_or_queue(identity, request_id, payload)
+            try:
+                result = await self._handler(body)
+                payload = encode(Envelope(REPLY, request_id, result))
+                cacheable = True
+            except Exception as exc:  # a handler failure is an answer, not a crash (CancelledError passes)
+                self._errors += 1
+                record = error_record(exc)
+                payload = encode(Envelope(ERROR, request_id, record))
+                cacheable = not record["retryable"]  # a resend of a retryable failure runs again
+        except BaseException:
+            self._running.pop(request_id, None)  # cancelled (server closing): nobody gets a reply
+            raise
+        # No await below: a resend finds either the running entry or the cached reply.
+        waiters = self._running.pop(request_id, [])
+        if cacheable:
+            self._results.put(request_id, payload, now=time.monotonic())
+        for identity in waiters:
+            self._send_or_queue(identity, request_id, payload)
 
     # ----------------------------------------------------------------- sending
     def _try_send(self, identity: bytes, payload: bytes) -> int:
