@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="resume a run: missing and errored rollouts only (no path = newest incomplete run)",
     )
     p.add_argument("--max-server-restarts", type=int, default=3, help="restarts per env server")
+    p.add_argument("--server-resources", type=_json_object, default={},
+                   help='custom Ray resources per env server, e.g. {"envworker": 1}')
+    p.add_argument("--ship-code", action=argparse.BooleanOptionalAction, default=None,
+                   help="ship rayeval's code to cluster nodes (default: when joining a cluster)")
     return p
 
 
@@ -123,6 +127,8 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         max_retries=args.max_retries,
         resume=args.resume,
         max_server_restarts=args.max_server_restarts,
+        server_resources=args.server_resources,
+        ship_code=args.ship_code,
         verbose=args.verbose,
         show_progress=not args.disable_tui and sys.stderr.isatty(),
         save_to_hf_hub=args.save_to_hf_hub,

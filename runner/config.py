@@ -68,6 +68,10 @@ class EvalConfig:
     """-R: True = the newest incomplete run of this env and model; a str = that run folder."""
     max_server_restarts: int = 3
     """How often Ray may restart one env-server actor before its work moves to the others."""
+    server_resources: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources each env server holds, e.g. {"envworker": 1}."""
+    ship_code: bool | None = None
+    """Ship rayeval's code to the cluster (runtime_env py_modules); None = only when joining one."""
     save_to_hf_hub: bool = False
     """-H: push results.jsonl to the Hugging Face Hub as a dataset after the run."""
     hf_hub_dataset_name: str | None = None
@@ -81,6 +85,10 @@ class EvalConfig:
         _check_dict("env_args (-a/--env-args)", self.env_args)
         _check_dict("sampling_args (-S/--sampling-args)", self.sampling_args)
         _check_dict("sim_args (--sim-args)", self.sim_args)
+        _check_dict("server_resources (--server-resources)", self.server_resources)
+        for name, amount in self.server_resources.items():
+            if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount <= 0:
+                raise ConfigError(f"--server-resources: {name!r} must be a positive number, got {amount!r}")
         if self.num_examples == 0 or self.num_examples < -1:
             raise ConfigError(f"-n/--num-examples must be >= 1 or -1 (all), got {self.num_examples}")
         if self.rollouts_per_example < 1:

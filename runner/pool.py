@@ -115,7 +115,17 @@ class ServerPool:
                 log.info("env server %d missed a ping (%d in a row)", slot.index, misses)
             if misses > self._misses_allowed:
                 misses = 0
+                if await self._still_alive(slot):
+                    continue  # a false alarm, e.g. this driver was stalled: keep its work
                 await self._recover(slot)
+
+    async def _still_alive(self, slot: ServerSlot) -> bool:
+        """One more, patient ping before declaring a server down: pings missed while the
+        driver itself was paused (SIGSTOP, a long GC, a busy loop) say nothing about the server,
+        and a wrong verdict would throw away every rollout in flight there."""
+        if slot.client is None:
+            return False
+        return await slot.client.alive(timeout=max(3 * self._ping_timeout, 3.0))
 
     async def _recover(self, slot: ServerSlot) -> None:
         """Declare the server down, fail its pending work over, and bring it back if possible."""

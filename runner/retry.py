@@ -13,7 +13,7 @@ from typing import Any
 from tenacity import RetryCallState, wait_exponential_jitter
 
 RETRY_AFTER_CAP_S = 60.0
-_backoff = wait_exponential_jitter(initial=0.5, max=20.0, jitter=0.5)
+_backoff = wait_exponential_jitter(multiplier=0.5, max=20.0, jitter=0.5)
 
 
 def classify(exc: BaseException) -> tuple[str, bool]:

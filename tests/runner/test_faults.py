@@ -173,7 +173,8 @@ def stall_driver(run_dir: Path, gsm8k_dir: Path, ray_address: str, stall_s: floa
     os.kill(proc.pid, signal.SIGSTOP)
     time.sleep(stall_s)
     os.kill(proc.pid, signal.SIGCONT)
-    while proc.poll() is None:
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
         try:
             peak = max(peak, rss_mb(proc.pid))
         except (FileNotFoundError, ProcessLookupError):
