@@ -248,6 +248,20 @@ class EnvServerHandle:
                     raise
             await asyncio.sleep(0.5)
 
+    def incarnation_changed(self) -> bool | None:
+        """Ask Ray's control store (not the actor, whose event loop may be busy) whether this
+        actor died, is restarting, or runs in a new process since `info` was taken.
+        None when Ray cannot tell (then only the hang timeout decides)."""
+        try:
+            from ray._private import state  # GCS actor table: ~1 ms, never touches the actor
+
+            record = state.actors(actor_id=self._actor._actor_id.hex())
+        except Exception:
+            return None
+        if not record:
+            return None
+        return record.get("State") != "ALIVE" or record.get("Pid") != self.info.get("pid")
+
     def kill(self) -> None:
         """Results are on disk by now; ending the process is all that is left to do."""
         import ray

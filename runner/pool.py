@@ -1,7 +1,9 @@
 """The driver's view of its env servers: who is up, who gets the next request, who is restarting.
 
-One loop shape per server (the Paranoid Pirate's): ping on the request socket every interval;
-after `misses_allowed` consecutive missed pings the server is declared down. Its client is
+One loop shape per server (the Paranoid Pirate's): ping on the request socket every interval.
+A missed ping alone proves little (a server running thousands of rollouts on an instant model
+answers late), so the pool then asks Ray's control store whether the actor's process is gone;
+if it is, or if the server stays silent past `hang_timeout`, it is declared down. Its client is
 closed, which fails every request pending on it with `TransportClosed`; the callers resend
 those requests (same ids) to servers that are up. Meanwhile the pool gets the actor a new
 incarnation (Ray restarts a dead actor; a hung one is killed so Ray restarts it), fetches the
@@ -55,14 +57,14 @@ class ServerPool:
         *,
         ping_interval: float = 0.5,
         ping_timeout: float = 1.0,
-        misses_allowed: int = 2,
+        hang_timeout: float = 60.0,
         restart_timeout: float = 180.0,
     ):
         self.slots = [ServerSlot(handle) for handle in handles]
         self.events = PoolEvents()
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
-        self._misses_allowed = misses_allowed
+        self._hang_timeout = hang_timeout
         self._restart_timeout = restart_timeout
         self._changed = asyncio.Condition()
         self._monitors: list[asyncio.Task[None]] = []
@@ -102,30 +104,27 @@ class ServerPool:
             self._changed.notify_all()
 
     async def _monitor(self, slot: ServerSlot) -> None:
-        misses = 0
+        """Ping; on a miss, ask Ray whether the process is gone. A dead or restarted actor is
+        recovered at once; a live one that does not answer is only busy, unless it stays
+        silent past `hang_timeout` (then it is hung, and killed so Ray restarts it)."""
+        silent_since: float | None = None
+        loop = asyncio.get_running_loop()
         while slot.state != "retired":
             await asyncio.sleep(self._ping_interval)
             if slot.state != "up" or slot.client is None:
                 continue
             try:
                 await slot.client.ping(timeout=self._ping_timeout)
-                misses = 0
+                silent_since = None
+                continue
             except TransportError:
-                misses += 1
-                log.info("env server %d missed a ping (%d in a row)", slot.index, misses)
-            if misses > self._misses_allowed:
-                misses = 0
-                if await self._still_alive(slot):
-                    continue  # a false alarm, e.g. this driver was stalled: keep its work
+                silent_since = silent_since or loop.time()
+            gone = slot.handle.incarnation_changed()
+            hung = loop.time() - silent_since > self._hang_timeout
+            if gone or hung:
+                log.info("env server %d %s", slot.index, "is gone" if gone else "is hung")
+                silent_since = None
                 await self._recover(slot)
-
-    async def _still_alive(self, slot: ServerSlot) -> bool:
-        """One more, patient ping before declaring a server down: pings missed while the
-        driver itself was paused (SIGSTOP, a long GC, a busy loop) say nothing about the server,
-        and a wrong verdict would throw away every rollout in flight there."""
-        if slot.client is None:
-            return False
-        return await slot.client.alive(timeout=max(3 * self._ping_timeout, 3.0))
 
     async def _recover(self, slot: ServerSlot) -> None:
         """Declare the server down, fail its pending work over, and bring it back if possible."""
