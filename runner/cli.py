@@ -168,9 +168,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from rayeval.envs import EnvError
 
+    from . import cluster
     from .api import evaluate
     from .summary import format_summary
 
+    cluster.defer_local_shutdown()
     try:
         result = evaluate(config)
     except ConfigError as exc:
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail(130, "interrupted; rows written so far are in the run folder")
     print(format_summary(result.metadata))
-    return _exit_code(result.counts)
+    return cluster.exit_now(_exit_code(result.counts))
 
 
 def _exit_code(counts: dict[str, int]) -> int:
