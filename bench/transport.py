@@ -11,6 +11,9 @@ actor), the client in this one; both sides use zmq.asyncio. For each window
 
     ../shared/bin/loopback-only .venv/bin/python bench/transport.py
     ../shared/bin/loopback-only .venv/bin/python bench/transport.py --windows 1 64 1024 --count 20000
+
+It also measures the same echo as Ray async actor calls (the alternative to a socket per
+server), in the same run. Target: ours >= 0.7x raw pyzmq.
 """
 
 from __future__ import annotations
@@ -120,19 +123,56 @@ def _run(kind: str, window: int, count: int, body: bytes) -> float:
     return count / elapsed
 
 
+async def _ray_calls(actor, window: int, count: int, body: bytes) -> float:
+    """The same echo as Ray async actor calls (what the transport replaces on the hot path)."""
+    await actor.echo.remote(body)  # warm up
+    remaining = count
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            assert len(await actor.echo.remote(body)) == len(body)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(window)))
+    return time.perf_counter() - t0
+
+
+def _ray_rates(windows: list[int], count: int, body: bytes) -> dict[int, float]:
+    import ray
+
+    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        @ray.remote(num_cpus=0.1, max_concurrency=10_000)
+        class Echo:
+            async def echo(self, data: bytes) -> bytes:
+                return data
+
+        actor = Echo.remote()
+        return {w: count / asyncio.run(_ray_calls(actor, w, count, body)) for w in windows}
+    finally:
+        ray.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--windows", type=int, nargs="+", default=[1, 64, 1024])
     parser.add_argument("--count", type=int, default=20_000, help="requests per measurement")
     parser.add_argument("--size", type=int, default=200, help="body bytes")
+    parser.add_argument("--ray-count", type=int, default=5_000, help="requests per Ray measurement")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray actor-call comparison")
     args = parser.parse_args()
     body = b"x" * args.size
     print(f"pyzmq {zmq.__version__} / libzmq {zmq.zmq_version()}; {args.count} requests of {args.size} B each")
-    print(f"{'window':>7} {'ours msg/s':>12} {'raw msg/s':>12} {'ours/raw':>9}")
+    ray_rates = {} if args.no_ray else _ray_rates(args.windows, args.ray_count, body)
+    print(f"{'window':>7} {'ours msg/s':>12} {'raw msg/s':>12} {'ours/raw':>9} {'ray calls/s':>12} {'ours/ray':>9}")
     for window in args.windows:
         ours = _run("ours", window, args.count, body)
         raw = _run("raw", window, args.count, body)
-        print(f"{window:>7} {ours:>12,.0f} {raw:>12,.0f} {ours / raw:>9.2f}", flush=True)
+        ray_rate = ray_rates.get(window)
+        ray_cols = f"{ray_rate:>12,.0f} {ours / ray_rate:>9.1f}" if ray_rate else ""
+        print(f"{window:>7} {ours:>12,.0f} {raw:>12,.0f} {ours / raw:>9.2f} {ray_cols}", flush=True)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,10 @@ MAX_MOVES = 5
 # rollout or answers from its result cache, so this only recovers a message lost in a dying
 # connection (libzmq's ~50 ms window), never runs a rollout twice on one server.
 RESEND_AFTER_S = 15.0
+# `-c -1` (unlimited) still keeps at most this many rollouts in flight: every pending request
+# costs the driver a few KB (task, future, record), so a 100k-rollout run would otherwise hold
+# all of them at once. No endpoint serves more concurrent requests from one client usefully.
+UNLIMITED_IN_FLIGHT = 8192
 
 ProgressHook = Callable[[int, int], None]
 """Called as (done, total) after every row; the CLI and notebooks draw their bars from it."""
@@ -117,11 +121,10 @@ class _Dispatch:
         ]
         self.total = len(todo)
         limit = self.config.max_concurrent
-        slots = asyncio.Semaphore(limit) if limit > 0 else None
+        slots = asyncio.Semaphore(limit if limit > 0 else UNLIMITED_IN_FLIGHT)
         tasks: set[asyncio.Task[None]] = set()
         for example_id, rollout_idx in todo:
-            if slots is not None:
-                await slots.acquire()
+            await slots.acquire()
             self.counts.sent += 1
             task = asyncio.create_task(self._one(example_id, rollout_idx, slots))
             tasks.add(task)
@@ -129,7 +132,7 @@ class _Dispatch:
         while tasks:
             await asyncio.gather(*list(tasks))
 
-    async def _one(self, example_id: int, rollout_idx: int, slots: asyncio.Semaphore | None) -> None:
+    async def _one(self, example_id: int, rollout_idx: int, slots: asyncio.Semaphore) -> None:
         body = {
             "example_id": example_id,
             "rollout_idx": rollout_idx,
@@ -166,8 +169,7 @@ class _Dispatch:
                     reply = _error("transport", str(exc), True)
                     break
         finally:
-            if slots is not None:
-                slots.release()
+            slots.release()
         self._record(example_id, rollout_idx, server, reply)
 
     def _record(
