@@ -352,13 +352,19 @@ class Client:
     async def _recv_loop(self) -> None:
         assert self._sock is not None
         sock = self._sock
-        n = 0
         try:
             while True:
-                frames = await sock.recv_multipart()
-                self._on_frames(frames)
-                n += 1
-                if n % _RECV_BATCH == 0:
+                self._on_frames(await sock.recv_multipart())
+                # Take what is already queued without awaiting (see Server._recv_loop).
+                drained = 0
+                while drained < _RECV_BATCH:
+                    try:
+                        frames = sock.recv_multipart(flags=zmq.DONTWAIT).result()
+                    except zmq.Again:
+                        break
+                    self._on_frames(frames)
+                    drained += 1
+                if drained == _RECV_BATCH:
                     await asyncio.sleep(0)
         except Exception as exc:  # ZMQError at teardown, or a bug
             # Without this loop no request can ever complete: fail them all now
