@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="resume a run: missing and errored rollouts only (no path = newest incomplete run)",
     )
     p.add_argument("--max-server-restarts", type=int, default=3, help="restarts per env server")
+    p.add_argument("--server-hang-timeout", type=float, default=30.0,
+                   help="seconds a live but silent env server may go unanswered before a restart")
     p.add_argument("--server-resources", type=_json_object, default={},
                    help='custom Ray resources per env server, e.g. {"envworker": 1}')
     p.add_argument("--ship-code", action=argparse.BooleanOptionalAction, default=None,
@@ -128,6 +130,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         resume=args.resume,
         max_server_restarts=args.max_server_restarts,
         server_resources=args.server_resources,
+        server_hang_timeout=args.server_hang_timeout,
         ship_code=args.ship_code,
         verbose=args.verbose,
         show_progress=not args.disable_tui and sys.stderr.isatty(),

@@ -72,6 +72,9 @@ class EvalConfig:
     """Custom Ray resources each env server holds, e.g. {"envworker": 1}."""
     ship_code: bool | None = None
     """Ship rayeval's code to the cluster (runtime_env py_modules); None = only when joining one."""
+    server_hang_timeout: float = 30.0
+    """Seconds an env server whose process lives may leave pings unanswered before it counts as
+    hung and is restarted (a dead process is noticed within about a second regardless)."""
     save_to_hf_hub: bool = False
     """-H: push results.jsonl to the Hugging Face Hub as a dataset after the run."""
     hf_hub_dataset_name: str | None = None
@@ -109,6 +112,8 @@ class EvalConfig:
             )
         if self.request_timeout <= 0:
             raise ConfigError(f"--request-timeout must be > 0, got {self.request_timeout}")
+        if self.server_hang_timeout <= 0:
+            raise ConfigError(f"--server-hang-timeout must be > 0, got {self.server_hang_timeout}")
         if self.max_retries < 0:
             raise ConfigError(f"--max-retries must be >= 0, got {self.max_retries}")
         if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):

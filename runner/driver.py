@@ -272,7 +272,7 @@ async def run_eval(config: EvalConfig, progress: ProgressHook | None = None) -> 
         ]
         for handle in handles:
             stack.callback(handle.kill)
-        pool = ServerPool(handles)
+        pool = ServerPool(handles, hang_timeout=config.server_hang_timeout)
         stack.push_async_callback(pool.close)
         await pool.start(SERVER_START_TIMEOUT)
         serving = time.time()

@@ -243,22 +243,31 @@ class EnvServerHandle:
                 raise ServerStartError(f"env server {self.index} did not come back within {timeout:.0f}s")
             try:
                 return await self.start(remaining)
-            except ServerStartError as exc:
-                if not isinstance(exc.__cause__, ActorUnavailableError):
+            except ServerStartError:
+                # Calls made while Ray is still killing or restarting the old incarnation fail;
+                # only an actor Ray itself has given up on (DEAD) is final.
+                if self.gcs_state() == "DEAD":
                     raise
             await asyncio.sleep(0.5)
 
-    def incarnation_changed(self) -> bool | None:
-        """Ask Ray's control store (not the actor, whose event loop may be busy) whether this
-        actor died, is restarting, or runs in a new process since `info` was taken.
-        None when Ray cannot tell (then only the hang timeout decides)."""
+    def _gcs_record(self) -> dict[str, Any] | None:
+        """This actor's row in Ray's control store (GCS): ~1 ms, never touches the actor."""
         try:
-            from ray._private import state  # GCS actor table: ~1 ms, never touches the actor
+            from ray._private import state  # internal, but the only dashboard-free view
 
-            record = state.actors(actor_id=self._actor._actor_id.hex())
+            return state.actors(actor_id=self._actor._actor_id.hex()) or None
         except Exception:
             return None
-        if not record:
+
+    def gcs_state(self) -> str | None:
+        record = self._gcs_record()
+        return record.get("State") if record else None
+
+    def incarnation_changed(self) -> bool | None:
+        """Whether this actor died, is restarting, or runs in a new process since `info` was
+        taken, asked of Ray (the actor's own event loop may be busy). None: Ray cannot tell."""
+        record = self._gcs_record()
+        if record is None:
             return None
         return record.get("State") != "ALIVE" or record.get("Pid") != self.info.get("pid")
 

@@ -57,7 +57,7 @@ class ServerPool:
         *,
         ping_interval: float = 0.5,
         ping_timeout: float = 1.0,
-        hang_timeout: float = 60.0,
+        hang_timeout: float = 30.0,
         restart_timeout: float = 180.0,
     ):
         self.slots = [ServerSlot(handle) for handle in handles]

@@ -194,3 +194,27 @@ def test_stalled_driver_loses_nothing_and_stays_bounded(ray_address, gsm8k_dir, 
 def test_stalled_driver_10s(ray_address, gsm8k_dir, tmp_path):
     peak = stall_driver(tmp_path / "run", gsm8k_dir, ray_address, stall_s=10)
     assert peak < 1024, f"driver peaked at {peak:.0f} MB"
+
+
+def test_hung_env_server_is_restarted_and_its_work_moved(ray_address, gsm8k_dir, tmp_path):
+    """A SIGSTOPped server: its process lives, so only the hang timeout can tell; it must not
+    hold the run hostage, and nothing it had in flight may be lost."""
+    run_dir = tmp_path / "run"
+    n, r = 8, 48
+    proc = start_run(run_dir, gsm8k_dir, ray_address, "-n", str(n), "-r", str(r), "-c", "16",
+                     "--sim-args", '{"latency_ms": 200}', "--server-hang-timeout", "3")
+    wait_rows(run_dir, n * r // 8, proc)
+    stopped = server_pids(run_dir)[0]
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        finish(proc)
+    finally:
+        try:
+            os.kill(stopped, signal.SIGCONT)  # Ray killed it; harmless if already gone
+        except ProcessLookupError:
+            pass
+    meta = assert_exact_rows(run_dir, n, r)
+    assert meta["pool_events"]["declared_down"] >= 1
+    assert meta["counts"]["redelivered"] > 0
+    # Its replacement may still be starting when the other server has finished the work.
+    assert meta["pool_events"]["restarts"] >= 1 or meta["servers"][0]["state"] == "restarting"
