@@ -11,7 +11,7 @@ import os
 import re
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,12 +107,10 @@ class ResultWriter:
         self._flush_seconds = flush_seconds
         self._unflushed = 0
         self._last_flush = time.monotonic()
-        self.rows_written = 0
 
     def write(self, row: ResultRow) -> None:
         record = row_record(row)
         self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
-        self.rows_written += 1
         self._unflushed += 1
         if self._unflushed >= self._flush_every or (
             time.monotonic() - self._last_flush >= self._flush_seconds
@@ -138,11 +136,3 @@ def write_metadata(run_dir: Path, metadata: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(metadata, indent=2, ensure_ascii=False, default=str) + "\n")
     os.replace(tmp, path)
     return path
-
-
-@dataclass
-class Timing:
-    start: float = field(default_factory=time.time)
-    first_result: float | None = None
-    last_result: float | None = None
-    end: float | None = None
