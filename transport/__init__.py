@@ -5,7 +5,6 @@ if __name__ != "rayeval.transport":  # imported as a generic top-level module fr
 
 from .client import Client, ClientStats
 from .errors import (
-    PeerUnreachable,
     ProtocolError,
     RemoteError,
     RequestAbandoned,
@@ -34,7 +33,6 @@ __all__ = [
     "ProtocolError",
     "RequestTimeout",
     "RemoteError",
-    "PeerUnreachable",
     "RequestAbandoned",
     "TransportClosed",
 ]

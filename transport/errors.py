@@ -11,9 +11,11 @@ Tree::
     ├── ProtocolError             bytes on the wire are not a valid envelope
     ├── RequestTimeout            a wait hit its deadline (the request may still run)
     ├── RemoteError               the peer answered with an ERROR envelope
-    ├── PeerUnreachable           the peer is not connected (EHOSTUNREACH)
     ├── RequestAbandoned          the caller gave up on pending requests (Client.fail_pending)
     └── TransportClosed           the Client/Server was closed (or is used after close)
+
+A reply to a peer that is gone (EHOSTUNREACH) raises nothing: the server keeps it and
+redelivers it when the peer returns (see ``_kept.py``).
 
 ``RequestTimeout`` deliberately does not derive from ``asyncio.TimeoutError``:
 a caller that catches the builtin timeout for its own ``asyncio.timeout`` block
@@ -29,7 +31,6 @@ __all__ = [
     "ProtocolError",
     "RequestTimeout",
     "RemoteError",
-    "PeerUnreachable",
     "RequestAbandoned",
     "TransportClosed",
 ]
@@ -116,10 +117,6 @@ def error_record(exc: BaseException) -> dict[str, Any]:
     except Exception:
         retryable = False
     return {"kind": type(exc).__name__, "message": message, "retryable": retryable}
-
-
-class PeerUnreachable(TransportError):
-    """The peer is not connected (libzmq EHOSTUNREACH on a ROUTER_MANDATORY send)."""
 
 
 class RequestAbandoned(TransportError):
