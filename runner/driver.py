@@ -186,7 +186,7 @@ class _Dispatch:
         row = ResultRow(
             example_id=example_id,
             rollout_idx=rollout_idx,
-            answer=reply.get("answer", self.env.row(example_id).answer),
+            answer=reply["answer"] if "answer" in reply else self.env.row(example_id).answer,
             completion=reply.get("completion"),
             reward=None if error else reward,
             metrics=reply.get("metrics") or {},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from rayeval.transport._kept import KeptReplies
+from _gated import gated_echo
 
 
 def _store(**bounds):
@@ -65,11 +66,7 @@ def test_taken_entries_do_not_count_against_later_eviction():
 
 
 async def test_server_bounds_kept_replies_for_a_peer_that_never_returns(start_server, raw_dealer, req, wait_until):
-    release = asyncio.Event()
-
-    async def handler(body):
-        await release.wait()
-        return body
+    handler, release = gated_echo()
 
     server = await start_server(handler, max_kept=3)
     peer = raw_dealer(server.address, identity=b"gone")

@@ -18,6 +18,7 @@ import pytest
 import zmq
 
 from rayeval.transport import Client, RequestTimeout
+from _gated import gated_echo
 
 # The server child: echoes its pid and body; sleeps first when told to sleep on *its* pid,
 # so a restarted server answers the very same request at once.
@@ -149,11 +150,7 @@ async def test_server_killed_and_restarted_on_the_same_port_answers_the_same_cli
 async def test_reply_to_a_sigstopped_client_is_kept_and_redelivered_when_it_resumes(
     start_server, spawn, wait_until, heartbeats
 ):
-    release = asyncio.Event()
-
-    async def handler(body):
-        await release.wait()
-        return body
+    handler, release = gated_echo()
 
     hb = {"heartbeat_ivl": 0.2, "heartbeat_timeout": 0.6} if heartbeats else {"heartbeat_ivl": None}
     server = await start_server(handler, **hb)

@@ -10,6 +10,7 @@ import msgpack
 import pytest
 import zmq
 
+from _gated import gated_echo
 from rayeval.transport import (
     Client,
     RemoteError,
@@ -86,11 +87,7 @@ async def test_unencodable_reply_becomes_a_remote_protocol_error(start_server, c
 
 
 async def test_request_timeout_raises_and_removes_its_pending_entry(start_server, connect, wait_until):
-    release = asyncio.Event()
-
-    async def handler(body):
-        await release.wait()
-        return body
+    handler, release = gated_echo()
 
     server = await start_server(handler)
     client = await connect(server.address)
@@ -186,11 +183,7 @@ async def test_5000_concurrent_requests_from_one_client(start_server, connect):
 
 
 async def test_explicit_request_ids_are_echoed_and_must_be_unique(start_server, connect):
-    release = asyncio.Event()
-
-    async def handler(body):
-        await release.wait()
-        return body
+    handler, release = gated_echo()
 
     server = await start_server(handler)
     client = await connect(server.address)
@@ -203,11 +196,7 @@ async def test_explicit_request_ids_are_echoed_and_must_be_unique(start_server, 
 
 
 async def test_ping_round_trips_even_while_every_handler_is_busy(start_server, connect, wait_until):
-    release = asyncio.Event()
-
-    async def handler(body):
-        await release.wait()
-        return body
+    handler, release = gated_echo()
 
     server = await start_server(handler)
     client = await connect(server.address)
@@ -287,11 +276,7 @@ async def test_reply_to_a_disconnected_peer_is_kept_and_redelivered_on_reconnect
 async def test_redelivered_reply_for_a_previous_client_is_counted_late_not_misdelivered(
     start_server, wait_until
 ):
-    release = asyncio.Event()
-
-    async def handler(body):
-        await release.wait()
-        return body
+    handler, release = gated_echo()
 
     server = await start_server(handler)
     old = Client(server.address, identity=b"driver-7")
